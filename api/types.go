@@ -33,17 +33,17 @@ type RunRequest struct {
 
 // Node is an agent's view of itself.
 type Node struct {
-	Node        string    `json:"node"`
-	Version     string    `json:"version"`
-	CRIU        string    `json:"criu"`
-	Listen      string    `json:"listen,omitempty"`
-	Peers       []Peer    `json:"peers,omitempty"`
-	Images      []Image   `json:"images,omitempty"`
-	Containers  int       `json:"containers"`
-	Started     time.Time `json:"started"`
-	StateDir    string    `json:"state_dir"`
-	ImageTmpfs  string    `json:"image_tmpfs"`
-	Kernel      string    `json:"kernel"`
+	Node       string    `json:"node"`
+	Version    string    `json:"version"`
+	CRIU       string    `json:"criu"`
+	Listen     string    `json:"listen,omitempty"`
+	Peers      []Peer    `json:"peers,omitempty"`
+	Images     []Image   `json:"images,omitempty"`
+	Containers int       `json:"containers"`
+	Started    time.Time `json:"started"`
+	StateDir   string    `json:"state_dir"`
+	ImageTmpfs string    `json:"image_tmpfs"`
+	Kernel     string    `json:"kernel"`
 }
 
 // Peer is another agent this one may move containers to.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -119,7 +120,7 @@ func (r *Runtime) runCRIU(ctx context.Context, imageDir, workDir string, f func(
 	if err != nil && ctx.Err() != nil {
 		// A killed CRIU leaves its cgroup yard (a tmpfs with every cgroup
 		// hierarchy mounted, .criu.cgyard.*) in the work dir.
-		if cerr := unmountCRIUYards(dirs); cerr != nil {
+		if cerr := unmountCRIUYards(r.log, dirs); cerr != nil {
 			r.log.Warn("cleaning up after killed CRIU", "err", cerr)
 		}
 		return fmt.Errorf("%w (CRIU killed: %w)", err, ctx.Err())
@@ -129,7 +130,7 @@ func (r *Runtime) runCRIU(ctx context.Context, imageDir, workDir string, f func(
 
 // unmountCRIUYards lazily unmounts and removes the .criu.* mount points CRIU
 // made directly in dirs.
-func unmountCRIUYards(dirs []string) error {
+func unmountCRIUYards(log *slog.Logger, dirs []string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
@@ -144,6 +145,7 @@ func unmountCRIUYards(dirs []string) error {
 		if !slices.Contains(dirs, filepath.Dir(mp)) || !strings.HasPrefix(filepath.Base(mp), ".criu.") {
 			continue
 		}
+		log.Info("unmounting what a killed CRIU left", "mount", mp)
 		// MNT_DETACH takes the cgroup mounts below it along.
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))

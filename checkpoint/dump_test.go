@@ -387,6 +387,9 @@ func TestRestoreDeadline(t *testing.T) {
 	})
 	took := time.Since(start)
 	t.Logf("Restore with a 500ms deadline returned after %v: %v", took, err)
+	if mi := readFile(t, "/proc/self/mountinfo"); strings.Contains(mi, filepath.Dir(res.Log)+"/.criu.") {
+		t.Errorf("CRIU mounts left under %s", filepath.Dir(res.Log))
+	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Restore error %v, want context.DeadlineExceeded", err)
 	}

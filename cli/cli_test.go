@@ -16,7 +16,7 @@ func TestEveryCommandHelpTeaches(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, errb.String())
 			}
 			h := out.String()
-			for _, want := range []string{"usage: migrate " + c.name, "EXAMPLES", "$ migrate " + c.name, "--node"} {
+			for _, want := range []string{"usage: migrate " + c.name, "EXAMPLES", "$ migrate " + c.name, "-socket"} {
 				if !strings.Contains(h, want) {
 					t.Errorf("help lacks %q:\n%s", want, h)
 				}

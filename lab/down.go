@@ -114,11 +114,23 @@ func labNetns() []string {
 	ents, _ := os.ReadDir("/run/netns")
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "capsec-") {
+		if isLabName(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}
 	return out
+}
+
+// isLabName says whether a namespace or link name is one the lab (or an
+// agent it started) makes. Other capsec- names, such as a package's own
+// test namespaces, are not the lab's to remove.
+func isLabName(n string) bool {
+	for _, p := range []string{HMINetns, Fabric, "capsec-node-", "capsec-c-node-", "capsec-up-"} {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // netnsPids lists the processes whose network namespace is ns.
@@ -142,10 +154,10 @@ func netnsPids(ns string) []int {
 // cgroupDirs lists the lab's cgroup directories, deepest first.
 func cgroupDirs() []string {
 	var out []string
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/capsec")
-	if _, err := os.Stat("/sys/fs/cgroup/capsec"); err == nil {
-		roots = append(roots, "/sys/fs/cgroup/capsec")
-	}
+	// Agents put containers in /capsec/<node>/<name>.
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/capsec/node-*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/capsec/node-*")
+	roots = append(roots, v2...)
 	for _, r := range roots {
 		filepath.WalkDir(r, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
@@ -172,8 +184,26 @@ func killCgroups() {
 }
 
 func removeCgroups() {
-	for _, d := range cgroupDirs() {
-		os.Remove(d)
+	// A killed task leaves its cgroup a moment after the signal; retry
+	// until the directories go or the deadline passes.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := 0
+		for _, d := range cgroupDirs() {
+			if os.Remove(d) != nil {
+				left++
+			}
+		}
+		if left == 0 || time.Now().After(deadline) {
+			break
+		}
+		killCgroups()
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The shared parent goes too once no one else uses it.
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/capsec")
+	for _, p := range append(parents, "/sys/fs/cgroup/capsec") {
+		os.Remove(p)
 	}
 }
 
@@ -216,7 +246,7 @@ func labLinks() []string {
 	ents, _ := os.ReadDir("/sys/class/net")
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "capsec-") {
+		if isLabName(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

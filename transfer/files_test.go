@@ -69,12 +69,12 @@ func TestSendReceiveFiles(t *testing.T) {
 	total := m.TotalBytes()
 
 	tests := []struct {
-		name       string
-		preexist   bool // dst exists with a file of its own
-		opts       SendOptions
-		lim        Limits
-		want       error
-		wantInErr  string
+		name      string
+		preexist  bool // dst exists with a file of its own
+		opts      SendOptions
+		lim       Limits
+		want      error
+		wantInErr string
 	}{
 		{name: "intact"},
 		{name: "intact, one at a time", opts: SendOptions{Concurrency: 1}},

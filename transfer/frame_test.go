@@ -66,7 +66,7 @@ func TestFrameTooLargeBeforeAllocation(t *testing.T) {
 		t.Fatalf("100 refused frames allocated %d bytes", grew)
 	}
 	allocs := testing.AllocsPerRun(100, func() { _, _, _ = ReadFrame(bytes.NewReader(hdr), 1<<20) })
-	if allocs > 8 {
+	if allocs > 32 { // a few for the error message; never one per claimed byte
 		t.Fatalf("a refused frame costs %v allocations", allocs)
 	}
 }

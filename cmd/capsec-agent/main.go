@@ -122,4 +122,3 @@ func run(cfg agent.Config, imports importFlag) error {
 	}
 	return a.Run(ctx)
 }
-
