@@ -177,6 +177,10 @@ func (m *inMove) prepare(ctx context.Context) error {
 		return fmt.Errorf("prepare network for %s: %w", m.pre.Container.Name, err)
 	}
 	m.ep = ep
+	// Locked until its sockets exist: it is plugged in during the restore.
+	if err := netmove.Lock(ctx, ep); err != nil {
+		return fmt.Errorf("lock network of %s: %w", m.pre.Container.Name, err)
+	}
 	return nil
 }
 
@@ -222,6 +226,9 @@ func (m *inMove) restore(ctx context.Context) (restoredMsg, error) {
 		return restoredMsg{}, err
 	}
 	m.restored = true
+	if err := netmove.Unlock(ctx, m.ep); err != nil {
+		return restoredMsg{}, err
+	}
 	r := restoredMsg{Restore: time.Since(start), Plug: plug}
 	go a.drain(m.pre.Container.Name, out)
 	go netmove.Announce(context.WithoutCancel(ctx), m.ep)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -131,7 +132,13 @@ func (r *Runtime) runCRIU(ctx context.Context, imageDir, workDir string, f func(
 // unmountCRIUYards lazily unmounts and removes the .criu.* mount points CRIU
 // made directly in dirs.
 func unmountCRIUYards(log *slog.Logger, dirs []string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	// Read this thread's mount table, not /proc/self's: libcontainer leaves a
+	// locked thread in a container's mount namespace, and when that is the
+	// main thread, /proc/self/mountinfo shows the container's mounts. Stay on
+	// one thread for the read and the unmounts.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -185,6 +186,14 @@ func keepLog(t *testing.T, name, content string) {
 			t.Logf("keep %s: %v", name, err)
 		}
 	}
+}
+
+// threadMountinfo reads the mount table of a thread in our (host) mount
+// namespace; see unmountCRIUYards for why not /proc/self.
+func threadMountinfo(t *testing.T) string {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return readFile(t, "/proc/thread-self/mountinfo")
 }
 
 // logLines logs the lines of a CRIU log that mention any of words.
@@ -387,7 +396,7 @@ func TestRestoreDeadline(t *testing.T) {
 	})
 	took := time.Since(start)
 	t.Logf("Restore with a 500ms deadline returned after %v: %v", took, err)
-	if mi := readFile(t, "/proc/self/mountinfo"); strings.Contains(mi, filepath.Dir(res.Log)+"/.criu.") {
+	if mi := threadMountinfo(t); strings.Contains(mi, filepath.Dir(res.Log)+"/.criu.") {
 		t.Errorf("CRIU mounts left under %s", filepath.Dir(res.Log))
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {

@@ -326,3 +326,20 @@ func BenchmarkSendFiles(b *testing.B) {
 	st := client.Stats()
 	b.ReportMetric(float64(st.WireSent)/float64(st.StreamSent), "wire/payload")
 }
+
+func TestEmptyTransfer(t *testing.T) {
+	src := t.TempDir()
+	m, err := BuildManifest(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, server := sessionPair(t)
+	dst := filepath.Join(t.TempDir(), "images")
+	r := move(t, client, server, src, m, dst, SendOptions{}, Limits{}, nil)
+	if r.sendErr != nil || r.recvErr != nil || r.sent != 0 || r.received != 0 {
+		t.Fatalf("empty transfer: %+v", r)
+	}
+	if st, err := os.Stat(dst); err != nil || !st.IsDir() {
+		t.Fatalf("destination not created: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -30,6 +31,9 @@ type Listener struct {
 	sessions chan *Session
 	done     chan struct{} // closed when the accept loop ends
 	err      error         // why it ended; read only after done is closed
+
+	mu     sync.Mutex
+	active map[*Session]struct{} // admitted and not yet closed
 }
 
 // Listen binds a UDP socket on addr and accepts QUIC sessions with tlsConf
@@ -70,6 +74,7 @@ func Listen(ctx context.Context, addr string, tlsConf *tls.Config, opts ...Optio
 		udp: udp, tr: tr, ln: ln, log: o.log,
 		sessions: make(chan *Session, acceptBacklog),
 		done:     make(chan struct{}),
+		active:   make(map[*Session]struct{}),
 	}
 	go l.run()
 	return l, nil
@@ -96,6 +101,14 @@ func (l *Listener) admit(conn *quic.Conn) {
 		l.log.Warn("refused session", "remote", conn.RemoteAddr().String(), "err", err)
 		return
 	}
+	l.mu.Lock()
+	l.active[s] = struct{}{}
+	l.mu.Unlock()
+	context.AfterFunc(s.Context(), func() {
+		l.mu.Lock()
+		delete(l.active, s)
+		l.mu.Unlock()
+	})
 	ctx, cancel := context.WithTimeout(s.Context(), helloTimeout)
 	defer cancel()
 	if err := s.sendHello(ctx); err != nil {
@@ -126,16 +139,19 @@ func (l *Listener) Accept(ctx context.Context) (*Session, error) {
 // Addr is the bound UDP address (useful with port 0).
 func (l *Listener) Addr() net.Addr { return l.udp.LocalAddr() }
 
-// Close stops accepting and closes every session accepted from l.
+// Close stops accepting and closes every session accepted from l, telling
+// each peer (ErrCodeNone, "listener closed") rather than letting it time out.
 func (l *Listener) Close() error {
-	err := errors.Join(l.ln.Close(), l.tr.Close(), l.udp.Close())
+	err := l.ln.Close()
 	<-l.done
-	for {
-		select {
-		case s := <-l.sessions:
-			_ = s.Close()
-		default:
-			return err
-		}
+	l.mu.Lock()
+	active := make([]*Session, 0, len(l.active))
+	for s := range l.active {
+		active = append(active, s)
 	}
+	l.mu.Unlock()
+	for _, s := range active {
+		_ = s.CloseWithError(ErrCodeNone, "listener closed")
+	}
+	return errors.Join(err, l.tr.Close(), l.udp.Close())
 }
