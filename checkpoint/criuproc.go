@@ -20,9 +20,12 @@ import (
 
 // criuConfigText is the CRIU config file libcontainer hands to CRIU (label
 // org.criu.config). libcontainer's CriuOpts cannot choose the network lock, and
-// this host has no iptables, so it goes here. CRIU reads an RPC config file
-// first and lets RPC options override it; libcontainer never sends
-// network_lock over RPC, so this setting wins (dump.log shows it in use).
+// this host has no iptables, so it goes here. Precedence: CRIU 4.2 applies
+// this file OVER libcontainer's RPC options (dump.log: "Would overwrite RPC
+// settings with values from ..."), so put nothing here that libcontainer sets.
+// The lock itself is silent in the logs: it is an nftables table
+// "inet CRIU-<run id>" in the container's netns from dump until a restore
+// into that netns (verified by the tests).
 const criuConfigText = `# written by capsec's checkpoint runtime; do not edit
 # there is no iptables here: lock TCP connections with nftables
 network-lock nftables
