@@ -44,7 +44,14 @@ type Config struct {
 	// used as images are written).
 	TmpfsMiB    int
 	MoveTimeout time.Duration // default bound of one move
-	Logger      *slog.Logger
+	// PeerTimeout is how long a peer may go silent before its session, and
+	// any move on it, fails. Keep-alives flow every 2 s while both live.
+	PeerTimeout time.Duration
+	// Policy bounds what an image may ask for; the zero value means
+	// image.DefaultPolicy().
+	Policy *image.Policy
+	Faults Faults // tests only
+	Logger *slog.Logger
 }
 
 // Agent is one node's daemon.
@@ -55,6 +62,7 @@ type Agent struct {
 	rt      *checkpoint.Runtime
 	net     netmove.Host
 	images  image.Store
+	policy  image.Policy
 	id      *transfer.Identity
 	started time.Time
 
@@ -62,6 +70,8 @@ type Agent struct {
 	// busy holds the containers that a move or another operation owns; a
 	// second operation on one of them fails fast rather than queueing.
 	busy map[string]string
+	// inflight holds the IDs of incoming moves not yet committed or torn down.
+	inflight map[string]bool
 }
 
 // New checks the node's prerequisites (CRIU, state directory, certificates)
@@ -82,10 +92,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.MoveTimeout == 0 {
 		cfg.MoveTimeout = 2 * time.Minute
 	}
+	if cfg.PeerTimeout == 0 {
+		cfg.PeerTimeout = 5 * time.Second
+	}
 	if cfg.TmpfsMiB == 0 {
 		cfg.TmpfsMiB = 4096
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), busy: map[string]string{}, started: time.Now()}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), busy: map[string]string{}, inflight: map[string]bool{}, started: time.Now()}
 	for _, d := range []string{"", "containers", "logs", "images", "runtime", "criu", "tmpfs"} {
 		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
@@ -112,6 +125,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.rt = rt
 	a.net = netmove.Host{Bridge: cfg.Bridge, NSPrefix: "capsec-c-" + cfg.Node + "-"}
 	a.images = image.Store{Dir: filepath.Join(cfg.StateDir, "images")}
+	a.policy = image.DefaultPolicy()
+	if cfg.Policy != nil {
+		a.policy = *cfg.Policy
+	}
 	if cfg.Listen != "" {
 		id, err := transfer.LoadIdentity(cfg.Node, cfg.Cert, cfg.Key, cfg.CA)
 		if err != nil {
@@ -168,7 +185,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			allowed = append(allowed, n)
 		}
 		sort.Strings(allowed)
-		pl, err := transfer.Listen(ctx, a.cfg.Listen, transfer.ServerTLS(a.id, allowed))
+		pl, err := transfer.Listen(ctx, a.cfg.Listen, transfer.ServerTLS(a.id, allowed), transfer.WithIdleTimeout(a.cfg.PeerTimeout), transfer.WithLogger(a.log))
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("peer listener on %s: %w", a.cfg.Listen, err)

@@ -64,6 +64,9 @@ func (a *Agent) runContainer(ctx context.Context, req api.RunRequest) (api.Conta
 	if err != nil {
 		return api.Container{}, fmt.Errorf("%w (images on %s are imported by `capsec-lab up` or `capsec-agent --import`): %w", err, a.cfg.Node, api.ErrNotFound)
 	}
+	if err := a.policy.Check(img.Dir); err != nil {
+		return api.Container{}, fmt.Errorf("image %s: %w: %w", req.Image, err, api.ErrPermission)
+	}
 	args, env, err := img.Process()
 	if err != nil {
 		return api.Container{}, err
@@ -80,6 +83,13 @@ func (a *Agent) runContainer(ctx context.Context, req api.RunRequest) (api.Conta
 	id, err := a.identity(r)
 	if err != nil {
 		return api.Container{}, err
+	}
+	// The address must be free on the plant network: a second host
+	// answering for it would split the HMI's traffic.
+	if mac, err := a.net.InUse(ctx, id.IP.Addr()); err != nil {
+		return api.Container{}, fmt.Errorf("container %s: check %s is free: %w", r.Name, id.IP.Addr(), err)
+	} else if mac != nil {
+		return api.Container{}, fmt.Errorf("address %s is already in use on the plant network (by MAC %s): %w", id.IP.Addr(), mac, api.ErrAlreadyExists)
 	}
 	ep, err := a.net.Prepare(ctx, r.Name, id)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capsec/capsec/api"
 	"github.com/capsec/capsec/checkpoint"
+	"github.com/capsec/capsec/image"
 	"github.com/capsec/capsec/netmove"
 	"github.com/capsec/capsec/transfer"
 )
@@ -29,6 +30,7 @@ type outMove struct {
 	sess *transfer.Session
 	ctl  *transfer.Stream
 	res  api.MoveResult
+	jn   *journal
 
 	needImage bool
 	imageDir  string // checkpoint images on the tmpfs
@@ -92,6 +94,11 @@ func (a *Agent) moveContainer(ctx context.Context, name string, req api.MoveRequ
 			ID: id, Container: name, From: a.cfg.Node, To: req.To, Started: time.Now().UTC(),
 		},
 	}
+	m.jn = &journal{ID: id, Role: "out", Container: name, Peer: req.To, State: "started",
+		ImageDir: m.imageDir, WorkDir: m.workDir, Record: *rec}
+	if err := a.writeJournal(m.jn); err != nil {
+		return api.MoveResult{}, err
+	}
 	start := time.Now()
 	err = m.run(ctx)
 	m.res.Total = time.Since(start)
@@ -147,13 +154,14 @@ func (m *outMove) run(ctx context.Context) error {
 		}
 	}
 	m.res.Outcome = "moved"
+	m.a.pauseAt(ctx, "cleanup")
 	m.cleanupSource()
 	return nil
 }
 
 func (m *outMove) connect(ctx context.Context) error {
 	addr := m.a.cfg.Peers[m.to]
-	sess, err := transfer.Dial(ctx, addr, transfer.ClientTLS(m.a.id, m.to))
+	sess, err := transfer.Dial(ctx, addr, transfer.ClientTLS(m.a.id, m.to), transfer.WithIdleTimeout(m.a.cfg.PeerTimeout))
 	if err != nil {
 		return fmt.Errorf("connect to %s at %s: %w: %w", m.to, addr, err, api.ErrUnavailable)
 	}
@@ -193,14 +201,32 @@ func (m *outMove) sendImage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	man, err := transfer.BuildManifest(img.Dir)
+	// The bundle travels as one tar file, so that modes and empty
+	// directories arrive too; the receiver checks it against the digest.
+	dir := m.imageDir + "-bundle"
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "bundle.tar"))
+	if err != nil {
+		return err
+	}
+	err = image.Pack(img.Dir, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	man, err := transfer.BuildManifest(dir)
 	if err != nil {
 		return err
 	}
 	if err := sendMsg(m.ctl, msgSendImage, sendImageMsg{Digest: img.Digest, Bytes: man.TotalBytes()}); err != nil {
 		return err
 	}
-	n, err := transfer.SendFiles(ctx, m.sess, img.Dir, man, transfer.SendOptions{Progress: m.progress("image", man.TotalBytes())})
+	n, err := transfer.SendFiles(ctx, m.sess, dir, man, transfer.SendOptions{Progress: m.progress("image", man.TotalBytes())})
 	m.res.ImageBytes += n
 	m.res.BytesSent += n
 	if err != nil {
@@ -246,7 +272,8 @@ func (m *outMove) dump(ctx context.Context) error {
 		return err
 	}
 	m.dumped = true
-	return nil
+	m.jn.State = "dumped"
+	return m.a.writeJournal(m.jn)
 }
 
 func (m *outMove) transfer(ctx context.Context) error {
@@ -257,7 +284,9 @@ func (m *outMove) transfer(ctx context.Context) error {
 	if err := sendMsg(m.ctl, msgCheckpoint, checkpointMsg{Bytes: man.TotalBytes(), Files: len(man.Files)}); err != nil {
 		return err
 	}
-	n, err := transfer.SendFiles(ctx, m.sess, m.imageDir, man, transfer.SendOptions{Progress: m.progress("transfer", man.TotalBytes())})
+	m.a.pauseAt(ctx, "send-checkpoint")
+	n, err := transfer.SendFiles(ctx, m.sess, m.imageDir, man, transfer.SendOptions{
+		Progress: m.progress("transfer", man.TotalBytes()), Corrupt: m.a.corrupter()})
 	m.res.BytesSent += n
 	if err != nil {
 		return fmt.Errorf("send checkpoint: %w", err)
@@ -293,6 +322,12 @@ func (m *outMove) restore(ctx context.Context) error {
 }
 
 func (m *outMove) commit(ctx context.Context) error {
+	// From here the destination may keep the container, so a restarted
+	// source must ask it before restoring its own copy.
+	m.jn.State = "commit-sent"
+	if err := m.a.writeJournal(m.jn); err != nil {
+		return err
+	}
 	if err := sendMsg(m.ctl, msgCommit, nil); err != nil {
 		return err
 	}
@@ -312,6 +347,7 @@ func (m *outMove) cleanupSource() {
 	os.RemoveAll(m.imageDir)
 	a.deleteRecord(m.rec.Name)
 	os.Remove(a.logPath(m.rec.Name))
+	a.dropJournal(m.jn)
 }
 
 // rollback undoes a failed move. Before the dump the container never stopped,
@@ -345,36 +381,24 @@ func (m *outMove) rollback(cause error) {
 	if !m.dumped {
 		m.res.Outcome = "aborted"
 		os.RemoveAll(m.imageDir)
+		a.dropJournal(m.jn)
+		return
+	}
+	if m.jn.State == "commit-sent" {
+		// The commit may have reached the destination: restoring here could
+		// run the container twice. Keep the images and the journal; the
+		// agent asks the destination and settles it (see settleMove).
+		m.res.Outcome = "failed"
+		m.res.Error = fmt.Sprintf("%v; the destination may have committed: the agent will ask %s and resume here only if it did not (images kept in %s)", cause, m.to, m.imageDir)
+		go a.settleMove(context.WithoutCancel(ctx), m.jn)
 		return
 	}
 	m.emit(api.MoveEvent{Time: time.Now(), Phase: "rollback", Message: cause.Error()})
-	if err := m.restoreLocally(ctx); err != nil {
+	if err := a.restoreFromImages(ctx, m.jn); err != nil {
 		m.res.Outcome = "failed"
 		m.res.Error = fmt.Sprintf("%v; local restore also failed: %v (images kept in %s)", cause, err, m.imageDir)
 		return
 	}
 	m.res.Outcome = "rolled-back"
 	m.res.Downtime = time.Since(m.frozen)
-	os.RemoveAll(m.imageDir)
-}
-
-func (m *outMove) restoreLocally(ctx context.Context) error {
-	a := m.a
-	if err := a.rt.Delete(ctx, m.rec.Name); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
-		return fmt.Errorf("clear checkpointed container: %w", err)
-	}
-	spec, err := a.spec(m.rec, m.ep)
-	if err != nil {
-		return err
-	}
-	_, out, _, err := a.rt.Restore(ctx, spec, checkpoint.RestoreOpts{
-		ImageDir: m.imageDir, WorkDir: m.workDir,
-		NetnsReady: func() error { return a.net.Plug(m.ep) },
-	})
-	if err != nil {
-		return err
-	}
-	go a.drain(m.rec.Name, out)
-	netmove.Announce(ctx, m.ep)
-	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/capsec/capsec/api"
@@ -50,11 +48,3 @@ func (a *Agent) serveMove(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// recoverMoves reports what an interrupted move left behind. Checkpoint
-// images of an outgoing move stay on the tmpfs so that nothing is lost.
-func (a *Agent) recoverMoves(ctx context.Context) {
-	ents, _ := os.ReadDir(a.tmpfs())
-	for _, e := range ents {
-		a.log.Warn("images of an interrupted move are still here", "dir", filepath.Join(a.tmpfs(), e.Name()))
-	}
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capsec/capsec/api"
 	"github.com/capsec/capsec/checkpoint"
+	"github.com/capsec/capsec/image"
 	"github.com/capsec/capsec/netmove"
 	"github.com/capsec/capsec/transfer"
 )
@@ -41,6 +42,7 @@ type inMove struct {
 	ep       *netmove.Endpoint
 	imageDir string
 	workDir  string
+	jn       *journal
 
 	claimed   bool
 	received  bool
@@ -70,6 +72,13 @@ func (a *Agent) handlePeer(ctx context.Context, sess *transfer.Session) {
 		var reply uint64 = msgAck
 		var out any
 		switch typ {
+		case msgQuery:
+			var q queryMsg
+			var r queryReplyMsg
+			if err = decodeMsg(typ, raw, msgQuery, &q); err == nil {
+				r, err = a.answerQuery(q)
+			}
+			reply, out = msgQueryReply, r
 		case msgPreflight:
 			err = decodeMsg(typ, raw, msgPreflight, &m.pre)
 			if err == nil {
@@ -131,6 +140,9 @@ func (m *inMove) preflight() (preflightOKMsg, error) {
 		return preflightOKMsg{}, err
 	}
 	m.claimed = true
+	a.mu.Lock()
+	a.inflight[p.MoveID] = true
+	a.mu.Unlock()
 	if _, err := a.getRecord(name); err == nil {
 		return preflightOKMsg{}, fmt.Errorf("a container named %s already exists on %s: %w", name, a.cfg.Node, api.ErrAlreadyExists)
 	}
@@ -144,8 +156,14 @@ func (m *inMove) preflight() (preflightOKMsg, error) {
 	if err := unix.Statfs(a.tmpfs(), &st); err == nil && int64(st.Bavail)*st.Bsize < 64<<20 {
 		return preflightOKMsg{}, fmt.Errorf("image tmpfs %s on %s has under 64 MiB free: %w", a.tmpfs(), a.cfg.Node, api.ErrFailedPrecondition)
 	}
-	_, err := a.images.Get(p.Container.Digest)
-	return preflightOKMsg{NeedImage: err != nil}, nil
+	img, err := a.images.Get(p.Container.Digest)
+	if err != nil {
+		return preflightOKMsg{NeedImage: true}, nil
+	}
+	if err := a.policy.Check(img.Dir); err != nil {
+		return preflightOKMsg{}, fmt.Errorf("image %s: %w: %w", img.Digest, err, api.ErrPermission)
+	}
+	return preflightOKMsg{}, nil
 }
 
 func (m *inMove) receiveImage(ctx context.Context, si sendImageMsg) error {
@@ -157,10 +175,24 @@ func (m *inMove) receiveImage(ctx context.Context, si sendImageMsg) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if _, _, err := transfer.ReceiveFiles(ctx, m.sess, dir, transfer.Limits{MaxTotal: 1 << 30}); err != nil {
+	if _, _, err := transfer.ReceiveFiles(ctx, m.sess, filepath.Join(dir, "tar"), transfer.Limits{MaxTotal: 1 << 30, MaxFiles: 1}); err != nil {
 		return fmt.Errorf("receive image: %w", err)
 	}
-	_, err = m.a.images.Import(m.pre.Container.Image, dir, si.Digest)
+	f, err := os.Open(filepath.Join(dir, "tar", "bundle.tar"))
+	if err != nil {
+		return fmt.Errorf("receive image: %w", err)
+	}
+	defer f.Close()
+	bundle := filepath.Join(dir, "bundle")
+	if err := image.Unpack(f, bundle); err != nil {
+		return fmt.Errorf("image from %s: %w: %w", m.pre.From, err, api.ErrInvalid)
+	}
+	if err := m.a.policy.Check(bundle); err != nil {
+		return fmt.Errorf("image %s from %s: %w: %w", si.Digest, m.pre.From, err, api.ErrPermission)
+	}
+	// Import recomputes the digest: a bundle that is not the one the
+	// container was made from is refused here.
+	_, err = m.a.images.Import(m.pre.Container.Image, bundle, si.Digest)
 	return err
 }
 
@@ -170,6 +202,15 @@ func (m *inMove) prepare(ctx context.Context) error {
 	}
 	id, err := m.a.identity(&m.pre.Container)
 	if err != nil {
+		return err
+	}
+	m.imageDir = filepath.Join(m.a.tmpfs(), "in-"+m.pre.MoveID)
+	m.workDir = filepath.Join(m.a.cfg.StateDir, "criu", "in-"+m.pre.MoveID)
+	// Journal first: an agent killed from here on tears this move down when
+	// it restarts.
+	m.jn = &journal{ID: m.pre.MoveID, Role: "in", Container: m.pre.Container.Name, Peer: m.pre.From,
+		State: "prepared", ImageDir: m.imageDir, WorkDir: m.workDir, Record: m.pre.Container}
+	if err := m.a.writeJournal(m.jn); err != nil {
 		return err
 	}
 	ep, err := m.a.net.Prepare(ctx, m.pre.Container.Name, id)
@@ -188,14 +229,20 @@ func (m *inMove) receiveCheckpoint(ctx context.Context) error {
 	if m.ep == nil {
 		return fmt.Errorf("checkpoint before prepare: %w", api.ErrInvalid)
 	}
-	m.imageDir = filepath.Join(m.a.tmpfs(), "in-"+m.pre.MoveID)
-	m.workDir = filepath.Join(m.a.cfg.StateDir, "criu", "in-"+m.pre.MoveID)
 	if err := os.MkdirAll(m.workDir, 0o700); err != nil {
 		return err
 	}
+	m.a.pauseAt(ctx, "receive-checkpoint")
 	// ReceiveFiles checks every file against the manifest's SHA-256 before it
 	// returns; nothing is restored from a checkpoint that failed the check.
-	if _, _, err := transfer.ReceiveFiles(ctx, m.sess, m.imageDir, transfer.Limits{MaxTotal: int64(m.a.cfg.TmpfsMiB) << 20}); err != nil {
+	// A checkpoint larger than the tmpfs has room for is refused before a
+	// byte of it is written.
+	limit := int64(m.a.cfg.TmpfsMiB) << 20
+	var st unix.Statfs_t
+	if err := unix.Statfs(m.a.tmpfs(), &st); err == nil {
+		limit = int64(st.Bavail) * st.Bsize
+	}
+	if _, _, err := transfer.ReceiveFiles(ctx, m.sess, m.imageDir, transfer.Limits{MaxTotal: limit}); err != nil {
 		return fmt.Errorf("receive checkpoint: %w", err)
 	}
 	m.received = true
@@ -216,6 +263,7 @@ func (m *inMove) restore(ctx context.Context) (restoredMsg, error) {
 	_, out, _, err := a.rt.Restore(ctx, spec, checkpoint.RestoreOpts{
 		ImageDir: m.imageDir, WorkDir: m.workDir,
 		NetnsReady: func() error {
+			a.pauseAt(ctx, "restore")
 			t := time.Now()
 			err := a.net.Plug(m.ep)
 			plug = time.Since(t)
@@ -243,12 +291,13 @@ func (m *inMove) commit() error {
 		return fmt.Errorf("commit before restore: %w", api.ErrInvalid)
 	}
 	rec := m.pre.Container
-	rec.MovedFrom = m.pre.From
+	rec.MovedFrom, rec.MoveID = m.pre.From, m.pre.MoveID
 	if err := m.a.saveRecord(&rec); err != nil {
 		return err
 	}
 	m.committed = true
 	os.RemoveAll(m.imageDir)
+	m.a.dropJournal(m.jn)
 	return nil
 }
 
@@ -259,6 +308,9 @@ func (m *inMove) teardown() {
 	defer func() {
 		if m.claimed {
 			a.release(m.pre.Container.Name)
+			a.mu.Lock()
+			delete(a.inflight, m.pre.MoveID)
+			a.mu.Unlock()
 			m.claimed = false
 		}
 	}()
@@ -288,5 +340,22 @@ func (m *inMove) teardown() {
 	if m.imageDir != "" {
 		os.RemoveAll(m.imageDir)
 	}
+	if m.jn != nil {
+		a.dropJournal(m.jn)
+		m.jn = nil
+	}
 	m.received = false
+}
+
+// answerQuery tells a restarted source whether its move committed here. A
+// move still in flight has no answer yet.
+func (a *Agent) answerQuery(q queryMsg) (queryReplyMsg, error) {
+	a.mu.Lock()
+	busy := a.inflight[q.MoveID]
+	a.mu.Unlock()
+	if busy {
+		return queryReplyMsg{}, fmt.Errorf("move %s is still in progress here: %w", q.MoveID, api.ErrUnavailable)
+	}
+	r, err := a.getRecord(q.Container)
+	return queryReplyMsg{Committed: err == nil && r.MoveID == q.MoveID}, nil
 }

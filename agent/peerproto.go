@@ -26,6 +26,8 @@ const (
 	msgRestored    uint64 = 9
 	msgCommit      uint64 = 10
 	msgAbort       uint64 = 11
+	msgQuery       uint64 = 12
+	msgQueryReply  uint64 = 13
 )
 
 // maxControlMsg caps a control message; the largest, preflight, is a few KiB.
@@ -58,6 +60,17 @@ type restoredMsg struct {
 	Sockets int           `json:"sockets"`
 	Restore time.Duration `json:"restore_ns"`
 	Plug    time.Duration `json:"plug_ns"`
+}
+
+// queryMsg asks whether a move committed: a restarted source sends it
+// before it resumes a container that it may have handed over.
+type queryMsg struct {
+	MoveID    string `json:"move_id"`
+	Container string `json:"container"`
+}
+
+type queryReplyMsg struct {
+	Committed bool `json:"committed"`
 }
 
 type abortMsg struct {

@@ -25,8 +25,11 @@ type record struct {
 	Args    []string  `json:"args"`
 	Env     []string  `json:"env,omitempty"`
 	Created time.Time `json:"created"`
-	// MovedFrom names the node this container arrived from, if any.
+	// MovedFrom names the node this container arrived from, if any, and
+	// MoveID the move that brought it: a restarted source asks for it to
+	// learn whether its move committed.
 	MovedFrom string `json:"moved_from,omitempty"`
+	MoveID    string `json:"move_id,omitempty"`
 }
 
 func (a *Agent) recordPath(name string) string {

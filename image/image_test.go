@@ -1,7 +1,10 @@
 package image
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -74,5 +77,41 @@ func TestValidName(t *testing.T) {
 		if ValidName(s) != want {
 			t.Errorf("ValidName(%q) = %v", s, !want)
 		}
+	}
+}
+
+func TestPackUnpackKeepsDigest(t *testing.T) {
+	b := bundle(t)
+	want, _, _ := Digest(b)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(Pack(b, pw)) }()
+	out := filepath.Join(t.TempDir(), "x")
+	if err := Unpack(pr, out); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := Digest(out); err != nil || got != want {
+		t.Fatalf("digest after pack/unpack %s (%v), want %s", got, err, want)
+	}
+}
+
+func TestUnpackRefusesEscapes(t *testing.T) {
+	for _, name := range []string{"../evil", "/etc/evil", "a/../../evil"} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Size: 1, Mode: 0o644})
+			tw.Write([]byte("x"))
+			tw.Close()
+			if err := Unpack(&buf, filepath.Join(t.TempDir(), "b")); err == nil {
+				t.Fatal("escaping path accepted")
+			}
+		})
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"})
+	tw.Close()
+	if err := Unpack(&buf, filepath.Join(t.TempDir(), "b")); err == nil {
+		t.Fatal("symlink accepted")
 	}
 }

@@ -37,8 +37,14 @@ func labConfig(t *testing.T) lab.Config {
 // upLab brings the lab up for one test and proves on cleanup that down
 // leaves nothing behind.
 func upLab(t *testing.T, nodes int) lab.Config {
+	return upLabWith(t, func(c *lab.Config) { c.Nodes = nodes })
+}
+
+// upLabWith is upLab with a chance to change the lab's configuration, e.g.
+// to give one agent a fault to inject.
+func upLabWith(t *testing.T, change func(*lab.Config)) lab.Config {
 	cfg := labConfig(t)
-	cfg.Nodes = nodes
+	change(&cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := lab.Up(ctx, cfg); err != nil {

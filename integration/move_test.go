@@ -16,7 +16,8 @@ import (
 // reconnect, one TCP session throughout, the marker and the scan counter
 // intact, and the PLC on exactly the node it was last moved to.
 func TestTenMovesKeepSession(t *testing.T) {
-	cfg := upLab(t, 2)
+	// Only node-a holds the image: the first move must carry it to node-b.
+	cfg := upLabWith(t, func(c *lab.Config) { c.Nodes, c.ImageNodes = 2, 1 })
 	ctx := context.Background()
 	runPLC(t, ctx)
 	p, err := lab.StartProbe(cfg, plcIP+":502", 10*time.Millisecond)
@@ -37,6 +38,12 @@ func TestTenMovesKeepSession(t *testing.T) {
 		t.Logf("move %d: %s", i+1, res.Summary())
 		if res.Outcome != "moved" || res.SessionsSeen < 1 || res.SessionsKept != res.SessionsSeen {
 			t.Errorf("move %d: outcome %s, sessions %d/%d; want moved with every session kept", i+1, res.Outcome, res.SessionsKept, res.SessionsSeen)
+		}
+		if i == 0 && res.ImageBytes == 0 {
+			t.Errorf("move 1 sent no image, but node-b had none")
+		}
+		if i > 1 && res.ImageBytes != 0 {
+			t.Errorf("move %d sent the image again (%d bytes); node %s caches it", i+1, res.ImageBytes, nodes[to])
 		}
 		if res.Downtime <= 0 || res.Downtime > res.Total {
 			t.Errorf("move %d: downtime %v outside (0, total %v]", i+1, res.Downtime, res.Total)

@@ -37,11 +37,13 @@ type Probe struct {
 }
 
 // StartProbe starts mbprobe in the HMI namespace against target until Stop.
-func StartProbe(cfg Config, target string, interval time.Duration) (*Probe, error) {
+// Extra arguments go to mbprobe (e.g. "--timeout", "20s").
+func StartProbe(cfg Config, target string, interval time.Duration, extra ...string) (*Probe, error) {
 	out := filepath.Join(Root, fmt.Sprintf("probe-%d.json", time.Now().UnixNano()))
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+HMINetns, "--",
+	args := append([]string{"--net=/run/netns/" + HMINetns, "--",
 		filepath.Join(cfg.BinDir, "mbprobe"), "--target", target, "--interval", interval.String(),
-		"--duration", "0", "--json", out)
+		"--duration", "0", "--json", out}, extra...)
+	cmd := exec.Command("nsenter", args...)
 	logf, err := os.Create(out + ".log")
 	if err != nil {
 		return nil, err

@@ -33,7 +33,13 @@ type Config struct {
 	Nodes  int    // number of nodes, named node-a, node-b, ...
 	BinDir string // holds capsec-agent, migrate, mbprobe
 	Images string // holds image bundles; each subdirectory is imported by name
-	Log    *slog.Logger
+	// ImageNodes limits the image import to the first N nodes (0: all), so
+	// that a move must carry the image to the others.
+	ImageNodes int
+	// AgentArgs adds flags to one node's agent, e.g. a small --tmpfs-mib or
+	// a --test-fault.
+	AgentArgs map[string][]string
+	Log       *slog.Logger
 }
 
 // NodeName is the name of node i (0-based).

@@ -158,10 +158,11 @@ func startAgent(ctx context.Context, cfg Config, i int) error {
 	}
 	ents, _ := os.ReadDir(cfg.Images)
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && (cfg.ImageNodes == 0 || i < cfg.ImageNodes) {
 			args = append(args, "--import", e.Name()+"="+filepath.Join(cfg.Images, e.Name()))
 		}
 	}
+	args = append(args, cfg.AgentArgs[node]...)
 	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -187,3 +188,36 @@ func tail(b []byte, n int) string {
 }
 
 var errNotUp = errors.New("the lab is not up (run `capsec-lab up`)")
+
+// KillAgent kills node's agent with SIGKILL, as a crash would, and waits
+// until it is gone. Its containers keep running.
+func KillAgent(node string) error {
+	b, err := os.ReadFile(filepath.Join(NodeDir(node), "agent.pid"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", node, errNotUp)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill agent of %s: %w", node, err)
+	}
+	for i := 0; i < 200 && isAgent(pid); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// StartAgent starts node's agent again (after KillAgent) and waits until it
+// answers.
+func StartAgent(ctx context.Context, cfg Config, node string) error {
+	i := int(node[len(node)-1] - 'a')
+	if err := startAgent(ctx, cfg, i); err != nil {
+		return err
+	}
+	c := &client.Client{Socket: client.LabSocket(node)}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return c.WaitReady(wctx)
+}

@@ -87,8 +87,10 @@ func main() {
 	fs.StringVar(&cfg.CRIU, "criu", "", "CRIU `binary` (default: /opt/capsec/criu/bin/criu from `make deps`, else criu on PATH)")
 	fs.IntVar(&cfg.TmpfsMiB, "tmpfs-mib", 4096, "size limit of the checkpoint image tmpfs in `MiB`")
 	fs.DurationVar(&cfg.MoveTimeout, "move-timeout", 2*time.Minute, "default bound of one move")
+	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", 5*time.Second, "a peer silent this long has failed, and so has any move with it")
 	fs.Var(&imports, "import", "import an image bundle `NAME=DIR` at start (repeat)")
 	fs.BoolVar(&debug, "debug", false, "debug logging")
+	fs.Func("test-fault", "TESTS ONLY: inject a `fault` (pause:POINT=DURATION, corrupt-checkpoint)", cfg.Faults.Parse)
 	fs.Parse(os.Args[1:])
 
 	level := slog.LevelInfo
