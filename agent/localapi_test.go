@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"testing"
@@ -24,3 +26,5 @@ func TestRoutesSorted(t *testing.T) {
 		t.Fatal("routes are not sorted by path")
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
