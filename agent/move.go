@@ -263,7 +263,13 @@ func (m *outMove) dump(ctx context.Context) error {
 		}
 	}
 	m.frozen = time.Now()
-	_, err := m.a.rt.Dump(ctx, m.rec.Name, checkpoint.DumpOpts{ImageDir: m.imageDir, WorkDir: m.workDir})
+	dr, err := m.a.rt.Dump(ctx, m.rec.Name, checkpoint.DumpOpts{ImageDir: m.imageDir, WorkDir: m.workDir})
+	if err == nil && dr.Frozen > 0 {
+		// Downtime starts when CRIU froze the tasks, not when it started:
+		// CRIU's own stats say how long before its return that was.
+		m.frozen = time.Now().Add(-dr.Frozen)
+		m.res.Frozen = dr.Frozen
+	}
 	if err != nil {
 		// CRIU resumes the tasks when a dump fails, so the container still runs.
 		if info, gerr := m.a.rt.Get(m.rec.Name); gerr != nil || info.Status != "running" {

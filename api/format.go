@@ -26,7 +26,11 @@ func (r MoveResult) Summary() string {
 			if p.Name == "restore" {
 				continue // the destination's own figure follows as restore@node
 			}
-			parts = append(parts, p.Name+" "+ms(p.Duration))
+			part := p.Name + " " + ms(p.Duration)
+			if p.Name == "dump" && r.Frozen > 0 {
+				part += " (frozen " + ms(r.Frozen) + ")"
+			}
+			parts = append(parts, part)
 		default:
 			if strings.HasPrefix(p.Name, "restore@") {
 				parts = append(parts, "restore "+ms(p.Duration))

@@ -93,6 +93,8 @@ type MoveResult struct {
 
 	// Downtime runs from the freeze to the restored container running.
 	Downtime time.Duration `json:"downtime_ns"`
+	// Frozen is how long CRIU held the source's tasks frozen (its own stats).
+	Frozen time.Duration `json:"frozen_ns,omitempty"`
 	Total    time.Duration `json:"total_ns"`
 	// Phases holds each timed phase, in order.
 	Phases []Phase `json:"phases"`

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 // needRoot skips unless CAPSEC_TEST_ROOT=1 (and we are root).
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Getenv("CAPSEC_TEST_ROOT") != "1" {
 		t.Skip("needs root, netns, cgroups and CRIU: set CAPSEC_TEST_ROOT=1")
@@ -51,7 +51,7 @@ func needRoot(t *testing.T) {
 }
 
 // needCRIU finds CRIU the way the agent does, skipping if it is not installed.
-func needCRIU(t *testing.T) *CRIU {
+func needCRIU(t testing.TB) *CRIU {
 	t.Helper()
 	c, err := FindCRIU(t.Context(), "")
 	if err != nil {
@@ -61,18 +61,18 @@ func needCRIU(t *testing.T) *CRIU {
 	return c
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func randHex(t *testing.T, n int) string {
+func randHex(t testing.TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func randHex(t *testing.T, n int) string {
 
 // buildRootfs compiles testdata/echoserver statically into a fresh rootfs
 // holding only /echoserver and empty mount points.
-func buildRootfs(t *testing.T) string {
+func buildRootfs(t testing.TB) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "rootfs")
 	for _, d := range []string{"proc", "dev", "sys"} {
@@ -103,7 +103,7 @@ func buildRootfs(t *testing.T) string {
 }
 
 // copyRootfs copies a flat test rootfs to another path (a "destination node").
-func copyRootfs(t *testing.T, src string) string {
+func copyRootfs(t testing.TB, src string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "rootfs-copy")
 	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
@@ -112,7 +112,7 @@ func copyRootfs(t *testing.T, src string) string {
 	return dst
 }
 
-func run(t *testing.T, args ...string) {
+func run(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
@@ -120,7 +120,7 @@ func run(t *testing.T, args ...string) {
 }
 
 // newNetns makes a named netns with lo up; removed at cleanup.
-func newNetns(t *testing.T) (name, path string) {
+func newNetns(t testing.TB) (name, path string) {
 	t.Helper()
 	name = "capsec-ck-" + randHex(t, 4)
 	run(t, "ip", "netns", "add", name)
@@ -131,7 +131,7 @@ func newNetns(t *testing.T) (name, path string) {
 
 // newVethNetns makes a netns joined to ours by a veth: hostIP/30 here,
 // nsIP/30 on eth0 inside.
-func newVethNetns(t *testing.T, hostIP, nsIP string) (path string) {
+func newVethNetns(t testing.TB, hostIP, nsIP string) (path string) {
 	t.Helper()
 	name, path := newNetns(t)
 	host := "ckv" + randHex(t, 4)
@@ -146,7 +146,7 @@ func newVethNetns(t *testing.T, hostIP, nsIP string) (path string) {
 
 // cgroupPrefix returns a unique cgroup prefix whose directories in every v1
 // hierarchy are removed at cleanup.
-func cgroupPrefix(t *testing.T) string {
+func cgroupPrefix(t testing.TB) string {
 	t.Helper()
 	prefix := "/capsec-test-" + randHex(t, 4)
 	t.Cleanup(func() {
@@ -169,7 +169,7 @@ func cgroupPrefix(t *testing.T) string {
 }
 
 // mountTmpfs mounts a tmpfs (like the agent's image dir); unmounted at cleanup.
-func mountTmpfs(t *testing.T) string {
+func mountTmpfs(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "images")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -183,7 +183,7 @@ func mountTmpfs(t *testing.T) string {
 }
 
 // cleanupContainer stops and deletes name if a test left it behind.
-func cleanupContainer(t *testing.T, r *Runtime, name string) {
+func cleanupContainer(t testing.TB, r *Runtime, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -201,7 +201,7 @@ func cleanupContainer(t *testing.T, r *Runtime, name string) {
 // lineReader reads lines from a container's output in the background.
 type lineReader struct{ lines chan string }
 
-func readLines(t *testing.T, r io.ReadCloser) *lineReader {
+func readLines(t testing.TB, r io.ReadCloser) *lineReader {
 	lr := &lineReader{lines: make(chan string, 100)}
 	t.Cleanup(func() { r.Close() })
 	go func() {
@@ -215,7 +215,7 @@ func readLines(t *testing.T, r io.ReadCloser) *lineReader {
 }
 
 // waitFor returns the first line containing want, or fails after timeout.
-func (lr *lineReader) waitFor(t *testing.T, want string, timeout time.Duration) string {
+func (lr *lineReader) waitFor(t testing.TB, want string, timeout time.Duration) string {
 	t.Helper()
 	tm := time.After(timeout)
 	for {

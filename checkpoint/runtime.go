@@ -103,6 +103,10 @@ func NewRuntime(root string, criu *CRIU, log *slog.Logger) (*Runtime, error) {
 		if err := writeCRIUConfig(r.criuConfig); err != nil {
 			return nil, err
 		}
+		// Only an optimisation (~35 ms off every dump and restore).
+		if err := criu.EnsureKdatCache(context.Background()); err != nil {
+			log.Warn("CRIU will probe the kernel on every run", "err", err)
+		}
 	}
 	return r, nil
 }
