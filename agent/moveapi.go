@@ -47,4 +47,3 @@ func (a *Agent) serveMove(w http.ResponseWriter, r *http.Request) error {
 	emit(api.MoveEvent{Phase: "done", Result: &res})
 	return nil
 }
-

@@ -95,7 +95,7 @@ type MoveResult struct {
 	Downtime time.Duration `json:"downtime_ns"`
 	// Frozen is how long CRIU held the source's tasks frozen (its own stats).
 	Frozen time.Duration `json:"frozen_ns,omitempty"`
-	Total    time.Duration `json:"total_ns"`
+	Total  time.Duration `json:"total_ns"`
 	// Phases holds each timed phase, in order.
 	Phases []Phase `json:"phases"`
 
