@@ -36,8 +36,12 @@ images: $(IMAGES)/plcsim/config.json
 $(IMAGES)/plcsim/config.json: $(BIN)/plcsim $(BIN)/capsec-lab
 	$(BIN)/capsec-lab image plcsim $(BIN)/plcsim --out $(IMAGES)/plcsim
 
+# The lab's names are fixed, so one lab at a time: everything that brings
+# one up holds this lock (flock -o keeps it out of the agents it starts).
+LABLOCK := flock -o /run/capsec-lab.lock
+
 demo: deps build
-	$(BIN)/capsec-lab demo
+	$(LABLOCK) $(BIN)/capsec-lab demo
 
 lab-down:
 	$(BIN)/capsec-lab down
@@ -49,7 +53,7 @@ unit:
 
 integration: build
 	CAPSEC_TEST_ROOT=1 CAPSEC_BIN=$(CURDIR)/$(BIN) CAPSEC_IMAGES=$(CURDIR)/$(IMAGES) \
-		$(GO) test -p 1 -count=1 -timeout 15m ./...
+		$(LABLOCK) $(GO) test -p 1 -count=1 -timeout 15m ./...
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzReadFrame -fuzztime=10s ./transfer/
