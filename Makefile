@@ -8,7 +8,7 @@ export GOTOOLCHAIN := auto
 OUT     := _output
 BIN     := $(OUT)/bin
 IMAGES  := $(OUT)/images
-SOURCES := $(shell find . -name '*.go' -not -path './_output/*') go.mod go.sum
+SOURCES := $(shell find . -path ./_output -prune -o -name '*.go' -print) go.mod go.sum
 
 .PHONY: all deps build images demo test unit integration fuzz bench lint clean lab-down
 
@@ -63,7 +63,7 @@ fuzz:
 test: deps build lint integration fuzz
 
 lint:
-	@test -z "$$(gofmt -l $$(find . -name '*.go' -not -path './_output/*'))" || { gofmt -l . ; echo "gofmt: files above need formatting"; exit 1; }
+	@test -z "$$(gofmt -l $$(find . -path ./_output -prune -o -name '*.go' -print))" || { gofmt -l . ; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
 clean:

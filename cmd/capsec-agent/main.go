@@ -14,6 +14,7 @@ import (
 
 	_ "github.com/opencontainers/cgroups/devices" // device rules for libcontainer's cgroup managers
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before main in the container init re-exec
 
 	"github.com/capsec/capsec/agent"
@@ -98,6 +99,11 @@ func main() {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// libcontainer logs through logrus; its warnings (one per restore about
+	// the restore hook it cannot serialize) are noise in the agent's log.
+	if !debug {
+		logrus.SetLevel(logrus.ErrorLevel)
+	}
 	if err := run(cfg, imports); err != nil {
 		fmt.Fprintln(os.Stderr, "capsec-agent:", err)
 		os.Exit(1)
