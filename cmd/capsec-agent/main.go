@@ -14,8 +14,8 @@ import (
 
 	_ "github.com/opencontainers/cgroups/devices" // device rules for libcontainer's cgroup managers
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/sirupsen/logrus"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before main in the container init re-exec
+	"github.com/sirupsen/logrus"
 
 	"github.com/capsec/capsec/agent"
 	"github.com/capsec/capsec/api/client"
