@@ -27,7 +27,7 @@ $(BIN)/%: $(SOURCES)
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -o $@ ./cmd/$*
 
-BINARIES := $(BIN)/capsec-agent $(BIN)/migrate $(BIN)/capsec-lab $(BIN)/plcsim $(BIN)/mbprobe
+BINARIES := $(BIN)/capsec-agent $(BIN)/migrate $(BIN)/capsec-lab $(BIN)/plcsim $(BIN)/mbprobe $(BIN)/capsec-bench
 
 build: $(BINARIES) images
 
@@ -42,6 +42,12 @@ LABLOCK := flock -o /run/capsec-lab.lock
 
 demo: deps build
 	$(LABLOCK) $(BIN)/capsec-lab demo
+
+# Figures, not pass/fail: moves at three memory sizes with the HMI polling,
+# and QUIC against TCP and TLS; see BENCHMARKS.md. capsec-bench holds the
+# lab lock itself.
+bench: deps build
+	$(BIN)/capsec-bench --out $(OUT)/bench.json --plot $(OUT)/bench.png
 
 lab-down:
 	$(BIN)/capsec-lab down
