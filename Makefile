@@ -66,7 +66,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=10s ./transfer/
 	$(GO) test -run='^$$' -fuzz=FuzzPeerMessage -fuzztime=10s ./agent/
 
-test: deps build lint integration fuzz
+test: deps build lint integration fuzz vagrant-check
 
 lint:
 	@test -z "$$(gofmt -l $$(find . -path ./_output -prune -o -name '*.go' -print))" || { gofmt -l . ; echo "gofmt: files above need formatting"; exit 1; }
@@ -74,3 +74,7 @@ lint:
 
 clean:
 	rm -rf $(OUT)
+
+# The Vagrant lab (vagrant/README.md): vagrant-box, vagrant-demo, vagrant-test,
+# vagrant-check. Last, since it uses the variables above.
+include vagrant/vagrant.mk

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-box.sh: build the Vagrant lab's box offline from Debian packages (no
 # Vagrant Cloud): Debian 12 minbase, a kernel booted directly by QEMU (the
-# image has no bootloader), the vagrant user, and capsec baked in: its
+# image has no bootloader), the vagrant user, nftables (the agent locks a
+# container's network with nft), and capsec baked in: its
 # binaries, the plcsim image bundle and CRIU 4.2 from the host's
 # /opt/capsec/criu. Writes _output/vagrant/capsec-bookworm.box and, when
 # Vagrant is installed, adds it as capsec/bookworm. Run as root.
@@ -24,10 +25,10 @@ readonly SUITE=bookworm
 readonly MIRROR=${CAPSEC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly CRIU_PREFIX=/opt/capsec/criu
 readonly DISK_GB=4
-PACKAGES=systemd-sysv,udev,dbus,iproute2,openssh-server,sudo,linux-image-amd64,initramfs-tools,kmod,procps
+PACKAGES=systemd-sysv,udev,dbus,iproute2,openssh-server,sudo,linux-image-amd64,initramfs-tools,kmod,procps,nftables
 [[ ${CAPSEC_BOX_DEBIAN_CRIU:-0} == 1 ]] && PACKAGES+=,criu
 readonly PACKAGES
-readonly VAGRANT_PUB=/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub
+readonly VAGRANT_PUB_GLOB='/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub'
 # The well-known insecure key every Vagrant base box carries; Vagrant swaps it
 # for a fresh per-VM key on first boot. Used when Vagrant's own copy is absent.
 readonly INSECURE_KEY='ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8YVr+kz4TjGYe7gHzIw+niNltGEFHzD8+v1I2YJ6oXevct1YeS0o9HZyN1Q9qgCgzUFtdOKLv6IedplqoPkcmF0aYet2PkEDo3MlTBckFXPITAMzF8dJSIFo9D8HfdOV0IAdx4O7PtixWKn5y2hMNG0zQPyUecp4pzC6kivAIhyfHilFR61RGL+GPXQ2MWZWFYbAGjyiYJnAmCP3NOTd0jMZEnDkbUvxhMmBYSdETk1rRgm+R4LOzFUGaHqHDLKLX+FIPKcF96hrucXzcWyLbIbEgE98OHlnVYCzRdK8jlqm8tehUc9c9WhQ== vagrant insecure public key'
@@ -38,9 +39,8 @@ cleanup() {
 	if [[ -n $WORK && -d $WORK ]]; then
 		# debootstrap mounts proc and sys in the target; a failure can leave them.
 		local m
-		for m in $(awk -v w="$WORK" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
-			umount -l "$m" 2>/dev/null || true
-		done
+		awk -v w="$WORK" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
+			while read -r m; do umount -l "$m" 2>/dev/null || true; done
 		rm -rf "$WORK"
 	fi
 	((rc == 0)) || log "failed (exit $rc); removed the partial build"
@@ -89,7 +89,8 @@ base_rootfs() {
 # configure_guest ROOT: the vagrant user, networking, sshd, an empty machine-id.
 configure_guest() {
 	local r=$1 key
-	key=$(cat $VAGRANT_PUB 2>/dev/null | head -n1) || true
+	# shellcheck disable=SC2086 # the glob is meant to expand
+	key=$(cat $VAGRANT_PUB_GLOB 2>/dev/null | head -n1) || true
 	[[ -n $key ]] || key=$INSECURE_KEY
 
 	chroot "$r" useradd --create-home --shell /bin/bash --user-group vagrant
@@ -198,12 +199,28 @@ package() {
 	mv "$WORK/box.tmp" "$BOX_FILE"
 }
 
+# prune_box_volumes: vagrant-libvirt copies a box's disk into libvirt's default
+# pool once per box version (ours is always 0, told apart by a timestamp), and
+# never removes it. Without this, every rebuild would leave ~750 MB behind.
+prune_box_volumes() {
+	command -v virsh >/dev/null && virsh -q version >/dev/null 2>&1 || return 0
+	if virsh -q list --all --name | grep -q '^capsec-vagrant-'; then
+		log "lab VMs exist: keeping the old box volumes they may stand on (demo.sh down, then rebuild)"
+		return 0
+	fi
+	local prefix=${BOX_NAME//\//-VAGRANTSLASH-}_vagrant_box_image_ v
+	for v in $(virsh -q vol-list default 2>/dev/null | awk '{ print $1 }' | grep -F "$prefix" || true); do
+		virsh -q vol-delete --pool default "$v" >/dev/null && log "removed the old box volume $v"
+	done
+}
+
 add_box() {
 	[[ ${CAPSEC_BOX_NO_ADD:-0} == 1 ]] && return
 	command -v vagrant >/dev/null || {
 		log "vagrant not installed: not adding the box (vagrant/install-deps.sh)"
 		return
 	}
+	prune_box_volumes
 	local t0
 	t0=$(now_s)
 	vagrant box add --force --name "$BOX_NAME" "$BOX_FILE" >"$WORK/box-add.log" 2>&1 || {
@@ -224,6 +241,7 @@ main() {
 	add_capsec "$WORK/root"
 	package "$WORK/root"
 	log "built $BOX_FILE ($(du -h "$BOX_FILE" | cut -f1)) in $(since "$t0") s"
+	since "$t0" >"$LAB_OUT/box-build.seconds" # for demo.sh's report
 	add_box
 	log "done in $(since "$t0") s"
 }

@@ -57,8 +57,8 @@ start_daemons() {
 		running /run/virtlogd.pid || virtlogd -d || die "virtlogd -d failed"
 		running /run/libvirtd.pid || libvirtd -d || die "libvirtd -d failed"
 	fi
-	local i
-	for i in $(seq 50); do
+	local _
+	for _ in $(seq 50); do
 		virsh -c qemu:///system version >/dev/null 2>&1 && break
 		sleep 0.2
 	done

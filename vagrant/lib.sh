@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: the variables are the scripts'
 # lib.sh: names and paths shared by the Vagrant lab's scripts (sourced, not run).
 # Everything the lab writes on the host lives under _output/vagrant, so that
 # `make clean` removes it and a user's own ~/.vagrant.d is never touched.
@@ -31,3 +32,15 @@ now_s() { date +%s.%N | cut -c1-14; }
 
 # since START prints the seconds elapsed since START (from now_s), e.g. 12.3.
 since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# lab_accel prints kvm or tcg, as the Vagrantfile decides: /dev/kvm alone is not
+# enough (a PVM host has one, and QEMU aborts on it).
+lab_accel() {
+	if [[ -n ${CAPSEC_VAGRANT_ACCEL:-} ]]; then
+		echo "$CAPSEC_VAGRANT_ACCEL"
+	elif [[ -e /dev/kvm && ! -d /sys/module/kvm_pvm ]] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+		echo kvm
+	else
+		echo tcg
+	fi
+}
