@@ -66,7 +66,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=10s ./transfer/
 	$(GO) test -run='^$$' -fuzz=FuzzPeerMessage -fuzztime=10s ./agent/
 
-test: deps build lint integration fuzz vagrant-check
+test: deps build lint vagrant-check integration fuzz
 
 lint:
 	@test -z "$$(gofmt -l $$(find . -path ./_output -prune -o -name '*.go' -print))" || { gofmt -l . ; echo "gofmt: files above need formatting"; exit 1; }
