@@ -39,7 +39,7 @@ type env struct {
 func commands() []*command {
 	cs := []*command{
 		runCmd(), psCmd(), logsCmd(), stopCmd(), rmCmd(), inspectCmd(),
-		moveCmd(), historyCmd(), statusCmd(), caCmd(),
+		moveCmd(), drainCmd(), historyCmd(), statusCmd(), caCmd(),
 	}
 	return cs
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -139,5 +141,41 @@ func TestMoveRefusals(t *testing.T) {
 	c, err := node("node-a").Container(ctx, "plc1")
 	if err != nil || c.Status != "running" {
 		t.Fatalf("plc1 on node-a after refused moves: %+v, %v", c, err)
+	}
+}
+
+// TestDrain empties node-a before a patch: both PLCs move to node-b live,
+// the HMI polling one of them keeps its session, and node-a is left empty.
+func TestDrain(t *testing.T) {
+	cfg := upLab(t, 2)
+	ctx := context.Background()
+	runPLC(t, ctx)
+	if _, err := node("node-a").Run(ctx, api.RunRequest{Name: "plc2", Image: "plcsim", IP: "10.77.0.51/24"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := lab.StartProbe(cfg, plcIP+":502", 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	out, err := exec.Command(filepath.Join(cfg.BinDir, "migrate"), "drain", "--node", "node-a").CombinedOutput()
+	t.Logf("migrate drain:\n%s", out)
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	rep, err := p.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Check(); err != nil {
+		t.Errorf("HMI during the drain: %v", err)
+	}
+	if cs, _ := node("node-a").Containers(ctx); len(cs) != 0 {
+		t.Errorf("node-a after drain: %+v; want empty", cs)
+	}
+	for _, name := range []string{"plc1", "plc2"} {
+		if c, err := node("node-b").Container(ctx, name); err != nil || c.Status != "running" {
+			t.Errorf("%s on node-b after drain: %+v, %v", name, c, err)
+		}
 	}
 }
