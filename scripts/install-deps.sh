@@ -477,6 +477,12 @@ raise_udp_buffers() {
 }
 
 main() {
+	# --print-mirror: the system's Debian mirror, for other scripts (the
+	# Vagrant box build) that must not name one of their own.
+	if [[ ${1:-} == --print-mirror ]]; then
+		debian_mirror | cut -f1 | grep . || die "no Debian archive in the system's apt sources; set CAPSEC_DEBIAN_MIRROR=URI"
+		return
+	fi
 	[[ $(id -u) == 0 ]] || die "run as root (sudo $0)"
 	command -v dpkg >/dev/null || die "this script needs a Debian-based system (no dpkg)"
 	mkdir -p "$CAPSEC_DIR"

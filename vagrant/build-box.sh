@@ -12,7 +12,7 @@
 # A failed build leaves nothing behind but the cache.
 #
 # Environment:
-#   CAPSEC_DEBIAN_MIRROR=URI   Debian mirror (default http://deb.debian.org/debian)
+#   CAPSEC_DEBIAN_MIRROR=URI   Debian mirror (default: the one the system's apt uses)
 #   CAPSEC_BOX_DEBIAN_CRIU=1   also install Debian 12's own criu 3.17 as /usr/sbin/criu
 #                              (to compare; the agent uses /opt/capsec/criu)
 #   CAPSEC_BOX_NO_ADD=1        do not `vagrant box add` the result
@@ -22,7 +22,8 @@ LOG_TAG=build-box
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly SUITE=bookworm
-readonly MIRROR=${CAPSEC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${CAPSEC_DEBIAN_MIRROR:-$("$(dirname "${BASH_SOURCE[0]}")/../scripts/install-deps.sh" --print-mirror)}
+readonly MIRROR
 readonly CRIU_PREFIX=/opt/capsec/criu
 readonly DISK_GB=4
 PACKAGES=systemd-sysv,udev,dbus,iproute2,openssh-server,sudo,linux-image-amd64,initramfs-tools,kmod,procps,nftables
