@@ -175,7 +175,10 @@ func startAgent(ctx context.Context, cfg Config, i int) error {
 		return fmt.Errorf("start agent of %s: %w", node, err)
 	}
 	pid := cmd.Process.Pid
-	cmd.Process.Release()
+	// Reap the agent if it exits while this process lives (a test or the
+	// benchmark), so that it leaves no zombie; it outlives a short-lived
+	// capsec-lab, which then simply exits.
+	go cmd.Wait()
 	return os.WriteFile(filepath.Join(dir, "agent.pid"), []byte(strconv.Itoa(pid)+"\n"), 0o600)
 }
 
