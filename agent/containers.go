@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/capsec/capsec/api"
@@ -144,17 +146,25 @@ func (a *Agent) describe(r *record) api.Container {
 	return c
 }
 
+// getRecord reads one container's record, not the whole table.
 func (a *Agent) getRecord(name string) (*record, error) {
-	recs, err := a.loadRecords()
+	notFound := fmt.Errorf("container %s on node %s: %w", name, a.cfg.Node, api.ErrNotFound)
+	if !image.ValidName(name) {
+		return nil, notFound // also keeps a name from naming a path
+	}
+	b, err := os.ReadFile(a.recordPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, notFound
+	}
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range recs {
-		if r.Name == name {
-			return r, nil
-		}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		a.log.Warn("skipping unreadable container record", "file", a.recordPath(name), "err", err)
+		return nil, notFound // as loadRecords treats it
 	}
-	return nil, fmt.Errorf("container %s on node %s: %w", name, a.cfg.Node, api.ErrNotFound)
+	return &r, nil
 }
 
 func (a *Agent) listContainers() ([]api.Container, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -343,17 +342,7 @@ func (m *outMove) commit(ctx context.Context) error {
 // cleanupSource removes what the source kept for a rollback, once the
 // destination has committed.
 func (m *outMove) cleanupSource() {
-	a := m.a
-	if err := a.rt.Delete(context.Background(), m.rec.Name); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
-		a.log.Warn("delete moved container", "container", m.rec.Name, "err", err)
-	}
-	if err := a.net.Destroy(m.ep); err != nil {
-		a.log.Warn("remove moved network", "container", m.rec.Name, "err", err)
-	}
-	os.RemoveAll(m.imageDir)
-	a.deleteRecord(m.rec.Name)
-	os.Remove(a.logPath(m.rec.Name))
-	a.dropJournal(m.jn)
+	m.a.forgetMovedOut(context.Background(), m.jn)
 }
 
 // rollback undoes a failed move. Before the dump the container never stopped,

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -314,36 +313,14 @@ func (m *inMove) teardown() {
 			m.claimed = false
 		}
 	}()
-	if m.committed {
-		return
+	if m.committed || m.jn == nil {
+		return // nothing made yet: the journal comes before the first thing made
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := m.pre.Container.Name
-	if m.restored {
-		if err := a.rt.Stop(ctx, name); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
-			a.log.Error("stop uncommitted restore", "container", name, "err", err)
-		}
-		m.restored = false
-	}
-	if name != "" && m.claimed {
-		if err := a.rt.Delete(ctx, name); err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
-			a.log.Error("delete uncommitted restore", "container", name, "err", err)
-		}
-	}
-	if m.ep != nil {
-		if err := a.net.Destroy(m.ep); err != nil {
-			a.log.Error("remove prepared network", "container", name, "err", err)
-		}
-		m.ep = nil
-	}
-	if m.imageDir != "" {
-		os.RemoveAll(m.imageDir)
-	}
-	if m.jn != nil {
-		a.dropJournal(m.jn)
-		m.jn = nil
-	}
+	// The same teardown as after a crash, from the same journal.
+	a.teardownIncoming(ctx, m.jn)
+	m.jn, m.ep, m.restored = nil, nil, false
 	m.received = false
 }
 

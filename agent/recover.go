@@ -143,10 +143,13 @@ func (a *Agent) forgetMovedOut(ctx context.Context, j *journal) {
 		a.log.Warn("delete moved container", "container", j.Container, "err", err)
 	}
 	if ep, err := a.net.Lookup(j.Container); err == nil {
-		a.net.Destroy(ep)
+		if err := a.net.Destroy(ep); err != nil {
+			a.log.Warn("remove moved network", "container", j.Container, "err", err)
+		}
 	}
 	os.RemoveAll(j.ImageDir)
 	a.deleteRecord(j.Container)
+	os.Remove(a.logPath(j.Container))
 	a.dropJournal(j)
 }
 
