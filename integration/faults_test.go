@@ -53,6 +53,16 @@ func waitLog(t *testing.T, nodeName, substr string, within time.Duration) {
 	t.Fatalf("agent of %s never logged %q", nodeName, substr)
 }
 
+// crashAtFault waits until node's agent holds at its --test-fault pause,
+// then kills it with SIGKILL, as a crash would.
+func crashAtFault(t *testing.T, node string) {
+	t.Helper()
+	waitLog(t, node, "test fault: pausing", 20*time.Second)
+	if err := lab.KillAgent(node); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func waitMove(t *testing.T, ch <-chan moveOutcome, within time.Duration) moveOutcome {
 	t.Helper()
 	select {
@@ -203,10 +213,7 @@ func TestFaultDestinationKilled(t *testing.T) {
 			runPLC(t, context.Background())
 			p := startHMI(t, cfg)
 			ch := startMove("node-a", "node-b", 0, nil)
-			waitLog(t, "node-b", "test fault: pausing", 20*time.Second)
-			if err := lab.KillAgent("node-b"); err != nil {
-				t.Fatal(err)
-			}
+			crashAtFault(t, "node-b")
 			requireRolledBack(t, waitMove(t, ch, 30*time.Second), tc.reason)
 			// Both points come before the network switch: the session lives.
 			requireSessionKept(t, finishProbe(t, p))
@@ -226,10 +233,7 @@ func TestFaultSourceKilledDuringTransfer(t *testing.T) {
 	runPLC(t, context.Background())
 	p := startHMI(t, cfg)
 	startMove("node-a", "node-b", 0, nil)
-	waitLog(t, "node-a", "test fault: pausing", 20*time.Second)
-	if err := lab.KillAgent("node-a"); err != nil {
-		t.Fatal(err)
-	}
+	crashAtFault(t, "node-a")
 	// The destination never committed: the restarted source must resume
 	// the container from its own images.
 	if err := lab.StartAgent(context.Background(), cfg, "node-a"); err != nil {
@@ -247,10 +251,7 @@ func TestFaultSourceKilledAfterCommit(t *testing.T) {
 	runPLC(t, context.Background())
 	p := startHMI(t, cfg)
 	startMove("node-a", "node-b", 0, nil)
-	waitLog(t, "node-a", "test fault: pausing", 20*time.Second)
-	if err := lab.KillAgent("node-a"); err != nil {
-		t.Fatal(err)
-	}
+	crashAtFault(t, "node-a")
 	// The destination committed: the restarted source must clean up, not
 	// resume a second copy.
 	if err := lab.StartAgent(context.Background(), cfg, "node-a"); err != nil {
